@@ -159,3 +159,14 @@ def test_bad_forward_arguments_name_the_argument():
         q_sample(x0, 1, ab.reshape(2, 5), torch.zeros_like(x0))
     with pytest.raises(ValueError, match=r"betas must lie in the open interval \(0, 1\)"):
         NoiseSchedule(torch.tensor([0.1, 1.2], dtype=torch.float64))
+
+
+def test_q_chain_record_keeps_only_the_asked_states():
+    betas = linear_betas(50)
+    x0 = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    full = q_chain(x0, betas, generator=torch.Generator().manual_seed(5))
+    some = q_chain(x0, betas, generator=torch.Generator().manual_seed(5), record=[0, 7, 50])
+    assert full.shape == (51, 4, 3)
+    torch.testing.assert_close(some, full[[0, 7, 50]])
+    with pytest.raises(ValueError, match=r"record must list step counts in 0\.\.50"):
+        q_chain(x0, betas, record=[51])

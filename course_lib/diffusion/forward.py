@@ -91,18 +91,28 @@ def q_step(x_prev: torch.Tensor, t: torch.Tensor | int, betas: torch.Tensor, noi
 
 
 def q_chain(
-    x0: torch.Tensor, betas: torch.Tensor, generator: torch.Generator | None = None
+    x0: torch.Tensor,
+    betas: torch.Tensor,
+    generator: torch.Generator | None = None,
+    record: list[int] | None = None,
 ) -> torch.Tensor:
-    """Run the forward process step by step; return every state, shape (T + 1, *x0.shape).
+    """Run the forward process step by step from x_0 and return the visited states.
 
-    States[0] is x_0 and states[k] is the state after k steps. Slow on purpose: it
-    is the definition that the closed form of ``q_sample`` must reproduce.
+    State k is x after k steps (state 0 is x_0). By default every state is returned,
+    shape (T + 1, *x0.shape); ``record`` keeps only the listed states, in that order,
+    which keeps memory small for long chains. Slow on purpose: this is the definition
+    that the closed form of ``q_sample`` must reproduce.
     """
     _check_sample("x0", x0)
-    states = [x0]
+    num_steps = betas.numel()
+    wanted = list(range(num_steps + 1)) if record is None else list(record)
+    if any(not isinstance(k, int) or not 0 <= k <= num_steps for k in wanted):
+        raise ValueError(f"record must list step counts in 0..{num_steps}, got {record!r}")
+    kept = {0: x0} if 0 in wanted else {}
     x = x0
-    for t in range(betas.numel()):
+    for t in range(max(wanted, default=0)):
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         x = q_step(x, t, betas, noise)
-        states.append(x)
-    return torch.stack(states)
+        if t + 1 in wanted:
+            kept[t + 1] = x
+    return torch.stack([kept[k] for k in wanted])

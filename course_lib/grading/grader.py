@@ -1,0 +1,161 @@
+"""Grading one submission: generate inputs, run the sandbox, compare, assign points.
+
+Everything here runs in the trusted process. Inputs come from a fresh secret seed
+(``secrets.randbits``) at each grading; the references are computed here too, and the
+submission only ever sees the inputs.
+
+Scoring: a question earns ``points * (cases passed / cases)``, rounded to 0.01.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from course_lib.grading import compare, notebook, sandbox, spec
+
+
+@dataclass
+class QuestionResult:
+    name: str
+    points: float
+    max_points: float
+    passed: int
+    cases: int
+    feedback: str
+    summary: str = ""
+
+
+@dataclass
+class GradeReport:
+    notebook: str
+    chapter: str
+    questions: list[QuestionResult]
+    seed: int
+    isolation: str = sandbox.ISOLATION
+    timed_out: bool = False
+    elapsed_s: float = 0.0
+    problem: str | None = None
+    cell_errors: list[dict] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return round(sum(q.points for q in self.questions), 2)
+
+    @property
+    def max_total(self) -> float:
+        return round(sum(q.max_points for q in self.questions), 2)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.update(total=self.total, max_total=self.max_total)
+        return data
+
+
+def _plan_argument(key: str, value, tensor: bool, inputs: dict) -> dict:
+    if isinstance(value, np.ndarray):
+        inputs[key] = value
+        return {"array": key, "tensor": tensor}
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (bool, int, float, str)):
+        return {"value": value}
+    raise TypeError(f"a test case argument must be an array, number or string, got {type(value).__name__}")
+
+
+def build_plan(questions: list[spec.Question], rng: np.random.Generator):
+    """Cases for every question: the call plan, the input arrays, and the trusted expected outputs."""
+    calls, inputs, expected = [], {}, {}
+    for qi, question in enumerate(questions):
+        for ci, case in enumerate(question.make_cases(rng)):
+            call_id = f"q{qi}c{ci}"
+            args = {
+                name: _plan_argument(f"{call_id}_{name}", value, name in question.tensor_args, inputs)
+                for name, value in case.items()
+            }
+            calls.append({"id": call_id, "function": question.name, "args": args})
+            reference_case = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in case.items()}
+            expected[call_id] = (case, np.asarray(question.reference(**reference_case)))
+    return {"calls": calls}, inputs, expected
+
+
+def _cell_errors(status: dict | None) -> list[dict]:
+    cells = status.get("cells") if isinstance(status, dict) else None
+    if not isinstance(cells, list):
+        return []
+    return [
+        {
+            "cell": c.get("index") if isinstance(c.get("index"), int) else None,
+            "error": compare.clean_text(c.get("error", ""), 60),
+            "message": compare.clean_text(c.get("message", "")),
+        }
+        for c in cells[:50]
+        if isinstance(c, dict)
+    ]
+
+
+def grade_question(question: spec.Question, plan_calls: list[dict], expected: dict, outcome, cell_errors) -> QuestionResult:
+    """Points and feedback for one question from its calls' outcomes."""
+    statuses = outcome.status.get("calls") if isinstance(outcome.status, dict) else None
+    statuses = statuses if isinstance(statuses, dict) else {}
+    passed, first_failure = 0, None
+    for call in plan_calls:
+        call_id = call["id"]
+        case, reference = expected[call_id]
+        if outcome.problem:
+            failure = outcome.problem
+        else:
+            failure = compare.call_problem(statuses.get(call_id))
+            if failure is None:
+                result = outcome.results.get(call_id)
+                failure = "no result came back" if result is None else compare.check_values(question, result, reference)
+            elif isinstance(statuses.get(call_id), dict) and statuses[call_id].get("error") == "missing" and cell_errors:
+                first = cell_errors[0]
+                failure += f" (cell {first['cell']} raised {first['error']}: {first['message']})"
+        if failure is None:
+            passed += 1
+        elif first_failure is None:
+            first_failure = failure if outcome.problem else f"{compare.describe_case(question.name, case)}: {failure}"
+    total = len(plan_calls)
+    points = round(question.points * passed / total, 2) if total else 0.0
+    if first_failure is None:
+        feedback = f"all {total} cases passed"
+    elif outcome.problem:
+        feedback = first_failure
+    else:
+        feedback = f"passed {passed}/{total} cases; {first_failure}"
+    return QuestionResult(question.name, points, float(question.points), passed, total, feedback, question.summary)
+
+
+def grade_notebook(
+    path: str | os.PathLike,
+    chapter: str | None = None,
+    limits: sandbox.Limits = sandbox.Limits(),
+    seed: int | None = None,
+) -> GradeReport:
+    """Grade the notebook at ``path``; ``notebook.SubmissionError`` when it cannot be graded at all."""
+    nb = notebook.read_notebook(path)
+    chapter = notebook.resolve_chapter(nb, path, chapter, spec.known_chapters())
+    questions = spec.questions_for(chapter)
+    seed = secrets.randbits(64) if seed is None else seed
+    plan, inputs, expected = build_plan(questions, np.random.default_rng(seed))
+    outcome = sandbox.run_sandbox(notebook.code_cells(nb), plan, inputs, limits)
+    cell_errors = _cell_errors(outcome.status)
+    results = [
+        grade_question(q, [c for c in plan["calls"] if c["function"] == q.name], expected, outcome, cell_errors)
+        for q in questions
+    ]
+    return GradeReport(
+        notebook=str(Path(path)),
+        chapter=chapter,
+        questions=results,
+        seed=seed,
+        timed_out=outcome.timed_out,
+        elapsed_s=outcome.elapsed_s,
+        problem=outcome.problem,
+        cell_errors=cell_errors,
+    )
