@@ -41,6 +41,7 @@ class GradeReport:
     elapsed_s: float = 0.0
     problem: str | None = None
     cell_errors: list[dict] = field(default_factory=list)
+    runs: int = 1  # processes the notebook took: 1, or more after a cell or question hung or ended the process
 
     @property
     def total(self) -> float:
@@ -98,33 +99,38 @@ def _cell_errors(status: dict | None) -> list[dict]:
     ]
 
 
-def grade_question(question: spec.Question, plan_calls: list[dict], expected: dict, outcome, cell_errors) -> QuestionResult:
-    """Points and feedback for one question from its calls' outcomes."""
+def grade_question(
+    question: spec.Question, plan_calls: list[dict], expected: dict, outcome, cell_errors, defining_cells=()
+) -> QuestionResult:
+    """Points and feedback for one question from its calls' outcomes; ``defining_cells``: the
+    indices of the cells that define the function (their errors explain a missing function first)."""
     statuses = outcome.status.get("calls") if isinstance(outcome.status, dict) else None
     statuses = statuses if isinstance(statuses, dict) else {}
     passed, first_failure = 0, None
     for call in plan_calls:
         call_id = call["id"]
         case, reference = expected[call_id]
-        if outcome.problem:
-            failure = outcome.problem
+        problem = outcome.problem or outcome.question_problems.get(question.name)
+        if problem:
+            failure = problem
         else:
             failure = compare.call_problem(statuses.get(call_id))
             if failure is None:
                 result = outcome.results.get(call_id)
                 failure = "no result came back" if result is None else compare.check_values(question, result, reference)
             elif isinstance(statuses.get(call_id), dict) and statuses[call_id].get("error") == "missing" and cell_errors:
-                first = cell_errors[0]
+                own = [e for e in cell_errors if e["cell"] in defining_cells]
+                first = (own or cell_errors)[0]
                 failure += f" (cell {first['cell']} raised {first['error']}: {first['message']})"
         if failure is None:
             passed += 1
         elif first_failure is None:
-            first_failure = failure if outcome.problem else f"{compare.describe_case(question.name, case)}: {failure}"
+            first_failure = failure if problem else f"{compare.describe_case(question.name, case)}: {failure}"
     total = len(plan_calls)
     points = round(question.points * passed / total, 2) if total else 0.0
     if first_failure is None:
         feedback = f"all {total} cases passed"
-    elif outcome.problem:
+    elif outcome.problem or question.name in outcome.question_problems:
         feedback = first_failure
     else:
         feedback = f"passed {passed}/{total} cases; {first_failure}"
@@ -143,10 +149,18 @@ def grade_notebook(
     questions = spec.questions_for(chapter)
     seed = secrets.randbits(64) if seed is None else seed
     plan, inputs, expected = build_plan(questions, np.random.default_rng(seed))
-    outcome = sandbox.run_sandbox(notebook.code_cells(nb), plan, inputs, limits)
+    cells = notebook.code_cells(nb)
+    outcome = sandbox.run_sandbox(cells, plan, inputs, limits, spec.library_answers(chapter))
     cell_errors = _cell_errors(outcome.status)
     results = [
-        grade_question(q, [c for c in plan["calls"] if c["function"] == q.name], expected, outcome, cell_errors)
+        grade_question(
+            q,
+            [c for c in plan["calls"] if c["function"] == q.name],
+            expected,
+            outcome,
+            cell_errors,
+            {c["index"] for c in cells if f"def {q.name}(" in c["source"]},
+        )
         for q in questions
     ]
     return GradeReport(
@@ -158,4 +172,6 @@ def grade_notebook(
         elapsed_s=outcome.elapsed_s,
         problem=outcome.problem,
         cell_errors=cell_errors,
+        isolation=outcome.isolation,
+        runs=outcome.runs,
     )

@@ -3,6 +3,11 @@
 A chapter's questions live in ``course_lib/grading/chapters/chNN_slug.py``, which
 defines ``QUESTIONS``; the file name gives the chapter id (``ch04_forward_diffusion.py``
 grades chapter ``04_forward_diffusion``), so adding a chapter is adding one file.
+
+A chapter module may also declare ``LIBRARY_ANSWERS``: the paths (relative to the
+repository root, e.g. ``("course_lib/diffusion",)``) of library modules that implement
+the graded functions. They are left out of the student view of ``course_lib`` in the
+sandbox, so that a submission cannot return the library's answer.
 """
 
 from __future__ import annotations
@@ -65,3 +70,15 @@ def questions_for(chapter: str) -> list[Question]:
     if len(set(names)) != len(names):
         raise ValueError(f"chapter {chapter} grades a function twice: {names}")
     return questions
+
+
+def library_answers(chapter: str) -> tuple[str, ...]:
+    """The library paths the chapter's ``LIBRARY_ANSWERS`` withholds from the sandbox."""
+    if chapter not in known_chapters():
+        raise KeyError(chapter)
+    module = importlib.import_module(f"course_lib.grading.chapters.ch{chapter}")
+    hidden = tuple(getattr(module, "LIBRARY_ANSWERS", ()))
+    for path in hidden:
+        if not isinstance(path, str) or not path.startswith("course_lib/") or ".." in path.split("/"):
+            raise ValueError(f"chapter {chapter}: LIBRARY_ANSWERS entry {path!r} must be a path under course_lib/")
+    return hidden

@@ -12,6 +12,9 @@ import torch
 
 from course_lib.grading.spec import Question
 
+# The library's versions of the graded functions: withheld from the sandbox's view of course_lib.
+LIBRARY_ANSWERS = ("course_lib/diffusion",)
+
 
 def _random_T(rng: np.random.Generator) -> int:
     return int(rng.integers(10, 1001))
