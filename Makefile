@@ -4,6 +4,7 @@
 #   make test       run every check under the smoke profile (what .ci/run runs)
 #   make lab        start JupyterLab
 #   make benchmark  time every notebook and measure its memory (PROFILE=smoke|cpu|gpu)
+#   make release OUT=DIR  write the student copy (no solutions, no hidden checks) into DIR
 #   make clean      remove build outputs (make distclean also removes .venv)
 #
 # Variables (set on the command line, e.g. `make book COURSE_PROFILE=smoke`):
@@ -48,30 +49,39 @@ BOOK_OUT ?= .
 JB_FLAGS := --path-output $(BOOK_OUT) --all -W --keep-going
 
 .PHONY: help book test lab benchmark clean distclean system-deps venv \
-        test-quick test-release test-unit test-notebooks test-nbval test-book
+        test-quick test-release test-unit test-notebooks test-nbval test-book release
 
 help:
 	@echo "make book        build the book into _build/html (COURSE_PROFILE=smoke|cpu|gpu to choose the sizes)"
 	@echo "make test        run every check under the smoke profile (unit, hygiene, notebooks, grader, book)"
 	@echo "make lab         start JupyterLab"
 	@echo "make benchmark   time and measure every notebook (PROFILE=smoke|cpu|gpu)"
+	@echo "make release OUT=DIR  write the student copy (no solutions, no hidden checks) into DIR"
 	@echo "make clean       remove build outputs; make distclean also removes $(VENV)"
 
 # ---------------------------------------------------------------- set-up
 
-# espeak-ng is the text-to-speech engine of the speech chapter. Install it when we can;
-# otherwise say so in one line and carry on (the chapter notes its absence). Set
-# REQUIRE_ESPEAK=1 to make its absence an error.
+# espeak-ng is the text-to-speech engine of the speech chapter; bubblewrap (bwrap) confines the
+# notebooks the autograder runs (no network, only a student view of the files). Install them when
+# we can; otherwise say so in one line and carry on (the chapter notes espeak-ng's absence, the
+# grader falls back to subprocess+rlimits and says so). Set REQUIRE_ESPEAK=1 to make espeak-ng's
+# absence an error.
 REQUIRE_ESPEAK ?= 0
 system-deps:
-	@if command -v espeak-ng >/dev/null 2>&1; then exit 0; fi; \
+	@missing=""; \
+	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then SUDO=""; \
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
 	else SUDO=none; fi; \
 	if [ "$$SUDO" != none ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing espeak-ng (system package: the text-to-speech engine of the speech chapter)"; \
-	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq espeak-ng >/dev/null; } \
-	    || echo "note: could not install espeak-ng with apt-get; the speech chapter will say so where it needs it"; \
+	  echo "installing$$missing (system packages: the speech chapter's text-to-speech engine, the grader's sandbox)"; \
+	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; } \
+	    || echo "note: could not install$$missing with apt-get; the speech chapter and the grader will say so where they need them"; \
+	fi; \
+	if ! command -v bwrap >/dev/null 2>&1; then \
+	  echo "note: install the system package bubblewrap (apt-get install bubblewrap): the autograder confines submissions with it; without it, it uses subprocess+rlimits and says so"; \
 	fi; \
 	if ! command -v espeak-ng >/dev/null 2>&1; then \
 	  echo "note: install the system package espeak-ng (apt-get install espeak-ng / brew install espeak-ng): the speech chapter's text-to-speech engine; everything else runs without it"; \
@@ -151,6 +161,14 @@ lab: system-deps $(LAB_STAMP)
 
 benchmark: system-deps $(STAMP)
 	$(PY) benchmarks/run_notebooks.py --profile $(PROFILE) $(BENCH_ARGS)
+
+# The student copy: course-release checks the exercises and refuses a non-empty OUT
+# (RELEASE_ARGS=--force replaces its contents).
+OUT ?=
+RELEASE_ARGS ?=
+release: $(STAMP)
+	@if [ -z "$(OUT)" ]; then echo "usage: make release OUT=DIR (a new or empty folder outside the repository)"; exit 2; fi
+	$(PY) -m course_lib.grading.student_release "$(OUT)" $(RELEASE_ARGS)
 
 clean:
 	rm -rf _build .pytest_cache benchmarks/results
