@@ -44,6 +44,7 @@ class Attack:
     raw: bytes | None = None  # instead of a notebook: the bytes of a malformed file
     ungradable: bool = False  # the grader must refuse the file (SubmissionError / exit 2)
     needs_process_cap: bool = False
+    needs_file_confinement: bool = False  # defeated only where bubblewrap hides the repository
     slow: bool = False  # hits a time limit (a few seconds)
     expect_feedback: dict[str, str] = field(default_factory=dict)  # question -> text its feedback contains
 
@@ -256,6 +257,7 @@ for path in candidates:
             stolen += 1
 print("stolen:", stolen)
 """)],
+        needs_file_confinement=True,
     ))
     add(_attack(
         "read_question_specs",
@@ -282,6 +284,7 @@ for path in ({repo!r} + "/course_lib/grading/chapters/ch04_forward_diffusion.py"
     exec(source, module.__dict__)
     _spec_reference = module._cosine_reference
 """)],
+        needs_file_confinement=True,
     ))
     add(_attack(
         "import_library_answer",
@@ -308,6 +311,7 @@ if _library is None:
     except ImportError as exc:
         print("refused again:", exc)
 """)],
+        needs_file_confinement=True,
     ))
     add(_attack(
         "forge_results_and_print_scores",
