@@ -59,3 +59,19 @@ def test_malformed_files_are_refused_with_one_line(attack, tmp_path, capsys):
     assert cli.main([str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bubblewrap_is_used_wherever_bwrap_itself_works():
+    """The attack tests skip without bubblewrap; make sure that never hides a broken sandbox
+    command line (a private /tmp hiding a virtual environment under /tmp did once)."""
+    import shutil
+    import subprocess
+
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        pytest.skip("bubblewrap is not installed here")
+    plain = subprocess.run([bwrap, "--ro-bind", "/", "/", "--unshare-net", "true"], capture_output=True)
+    if plain.returncode != 0:
+        pytest.skip(f"bwrap cannot run on this machine: {plain.stderr.decode(errors='replace').strip()}")
+    mode = isolation.current_mode()
+    assert mode.bubblewrap, mode.note

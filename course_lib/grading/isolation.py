@@ -196,9 +196,12 @@ def bwrap_command(bwrap: str, root: bool, view: Path, work: Path, env: dict[str,
     else:
         args = [bwrap, "--unshare-all"]
     args += ["--die-with-parent", "--new-session", "--clearenv"]
+    # The private /tmp comes first: a virtual environment that lives under /tmp (a CI
+    # checkout, say) is then bound on top of it instead of being hidden by it.
+    args += ["--perms", "1777", "--tmpfs", "/tmp"]
     args += _system_binds() + _python_binds()
     args += ["--perms", "0755", "--dir", "/sandbox", "--ro-bind", str(view), SANDBOX_LIB, "--bind", str(work), SANDBOX_WORK]
-    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]  # the runner chdirs after the drop
+    args += ["--proc", "/proc", "--dev", "/dev"]  # the runner chdirs after the drop
     for key, value in env.items():
         args += ["--setenv", key, value]
     return args
