@@ -36,7 +36,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from course_lib.grading import release  # noqa: E402
+from memory import PeakRSS  # noqa: E402  (benchmarks/memory.py, beside this script)
 
 CHAPTER = "04_forward_diffusion"
 SOLUTION = ROOT / "solutions" / f"{CHAPTER}.ipynb"
@@ -112,47 +112,22 @@ def make_class(folder: Path, students: int, seed: int = 0) -> dict[str, str]:
 # ----------------------------------------------------------------------- measuring
 
 
-def _tree_rss(process: psutil.Process) -> int:
-    total = 0
-    try:
-        members = [process, *process.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    for member in members:
-        try:
-            total += member.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
 def run_measured(command: list[str], timeout: float) -> dict:
     """Run ``command``; its wall time, exit code, output and the peak RSS of its process tree."""
     start = time.monotonic()
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watched = psutil.Process(child.pid)
-    peak, stop = [0], threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], _tree_rss(watched))
-            stop.wait(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        out, err = child.communicate(timeout=timeout)
-    finally:
-        stop.set()
-        sampler.join()
-        if child.poll() is None:
-            child.kill()
+    with PeakRSS(psutil.Process(child.pid)) as rss:
+        try:
+            out, err = child.communicate(timeout=timeout)
+        finally:
+            if child.poll() is None:
+                child.kill()
     return {
         "wall_s": time.monotonic() - start,
         "rc": child.returncode,
         "stdout": out,
         "stderr": err,
-        "peak_tree_mb": peak[0] / 2**20,
+        "peak_tree_mb": rss.peak / 2**20,
         "max_child_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,  # KiB on Linux
     }
 
@@ -200,8 +175,11 @@ def attack_row(jobs: int, isolation: str, fork_bomb: bool) -> str:
     defeated = sum(d for _, d in outcomes)
     failed = [a.name for a, (z, _) in zip(suite, outcomes) if not z]
     text = f"{zero} / {len(suite)} (of which {defeated} also keep full points on the other questions)"
+    spoiled = [a.name for a, (z, d) in zip(suite, outcomes) if z and not d]
     if failed:
         text += f"; scoring: {', '.join(failed)}"
+    if spoiled:
+        text += f"; lost honest points: {', '.join(spoiled)}"
     if skipped:
         text += f"; not run without a process cap: {', '.join(skipped)}"
     return text

@@ -29,21 +29,11 @@ import psutil
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+from memory import PeakRSS
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GLOBS = ("notebooks/*.ipynb", "solutions/*.ipynb")
 COMMITTED = ("notebooks", "exercises", "solutions")
-
-
-def _tree_rss(root: psutil.Process) -> int:
-    """Resident memory of ``root``'s descendants (the kernel and whatever it started), in bytes."""
-    total = 0
-    for proc in root.children(recursive=True):
-        try:
-            if proc.name() != "nvidia-smi":
-                total += proc.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return total
 
 
 def _gpu_used_mb() -> float | None:
@@ -60,23 +50,15 @@ def _gpu_used_mb() -> float | None:
 
 
 class Sampler:
-    """Peak RSS of this process's descendants (every ``interval`` s) and peak GPU memory (as often as nvidia-smi allows)."""
+    """Peak RSS of this process's descendants (the kernel and what it starts) and peak GPU
+    memory (as often as nvidia-smi allows)."""
 
-    def __init__(self, interval: float = 0.05):
-        self.interval = interval
-        self.peak_rss = 0
+    def __init__(self):
+        self.rss = PeakRSS(psutil.Process(), include_root=False, exclude_names=("nvidia-smi",))
         self.gpu_baseline = _gpu_used_mb()
         self.peak_gpu = self.gpu_baseline
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._rss_loop, daemon=True)]
-        if self.gpu_baseline is not None:
-            self._threads.append(threading.Thread(target=self._gpu_loop, daemon=True))
-
-    def _rss_loop(self):
-        me = psutil.Process()
-        while not self._stop.is_set():
-            self.peak_rss = max(self.peak_rss, _tree_rss(me))
-            self._stop.wait(self.interval)
+        self._gpu_thread = threading.Thread(target=self._gpu_loop, daemon=True) if self.gpu_baseline is not None else None
 
     def _gpu_loop(self):
         while not self._stop.is_set():
@@ -86,14 +68,20 @@ class Sampler:
             self._stop.wait(0.2)
 
     def __enter__(self):
-        for t in self._threads:
-            t.start()
+        self.rss.__enter__()
+        if self._gpu_thread is not None:
+            self._gpu_thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
-        for t in self._threads:
-            t.join(timeout=15)
+        if self._gpu_thread is not None:
+            self._gpu_thread.join(timeout=15)
+        self.rss.__exit__(*exc)
+
+    @property
+    def peak_rss(self) -> int:
+        return self.rss.peak
 
     @property
     def gpu_mb(self) -> float | None:

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Callable
 
 from course_lib.grading import grader, sandbox, spec
-from course_lib.grading.notebook import SubmissionError
+from course_lib.grading.notebook import SubmissionError, notebook_chapter, read_notebook
 
 IGNORED_NAMES = {"__pycache__", ".ipynb_checkpoints", "__MACOSX"}
 CSV_NAME = "grades.csv"
@@ -105,14 +105,10 @@ def _visible(path: Path) -> bool:
 
 
 def _declared_chapter(path: Path) -> str | None:
-    """``metadata.course.chapter`` of a notebook file, best effort (None on any problem)."""
+    """``metadata.course.chapter`` of a notebook file, or None when it has none or is not a notebook."""
     try:
-        if path.stat().st_size > 50 * 2**20:
-            return None
-        course = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("course", {})
-        chapter = course.get("chapter") if isinstance(course, dict) else None
-        return chapter if isinstance(chapter, str) else None
-    except (OSError, ValueError, AttributeError):
+        return notebook_chapter(read_notebook(path))
+    except SubmissionError:
         return None
 
 

@@ -149,30 +149,35 @@ def _first_difference(expected: str, actual: str) -> str:
     return f"{len(have_cells)} cells instead of {len(want_cells)}"
 
 
-def release(solution: Path, exercise: Path, check: bool) -> bool:
-    """Write (or with ``check``, compare) one exercise; True when it is up to date."""
-    expected = exercise_text(solution)
-    if not check:
-        exercise.parent.mkdir(parents=True, exist_ok=True)
-        exercise.write_text(expected, encoding="utf-8")
-        print(f"wrote {exercise} from {solution}")
-        return True
+def exercise_problem(solution: Path, exercise: Path) -> str | None:
+    """None when ``exercise`` is exactly what ``solution`` generates (any JSON formatting), else why not."""
     if not exercise.exists():
-        print(f"{exercise}: missing; generate it from {solution}", file=sys.stderr)
-        return False
+        return f"{exercise}: missing; generate it from {solution}"
+    expected = exercise_text(solution)
     actual = exercise.read_text(encoding="utf-8")
     try:
         actual = nbformat.writes(nbformat.reads(actual, as_version=4))  # same content, any formatting
     except Exception:
         pass
     if actual == expected:
-        return True
-    print(
+        return None
+    return (
         f"{exercise}: out of date with {solution} ({_first_difference(expected, actual)}); "
-        f"run python -m course_lib.grading.release {solution} {exercise}",
-        file=sys.stderr,
+        f"run python -m course_lib.grading.release {solution} {exercise}"
     )
-    return False
+
+
+def release(solution: Path, exercise: Path, check: bool) -> bool:
+    """Write (or with ``check``, compare) one exercise; True when it is up to date."""
+    if not check:
+        exercise.parent.mkdir(parents=True, exist_ok=True)
+        exercise.write_text(exercise_text(solution), encoding="utf-8")
+        print(f"wrote {exercise} from {solution}")
+        return True
+    problem = exercise_problem(solution, exercise)
+    if problem:
+        print(problem, file=sys.stderr)
+    return problem is None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -220,7 +220,7 @@ def main(scratch: str, progress_fd: int = -1) -> int:
         plan = _json_load(f)
     with _np_load(INPUTS_FILE, allow_pickle=False) as data:
         inputs = {key: data[key] for key in data.files}
-    groups = plan.get("groups") or [{"key": "g0", "name": "", "calls": plan.get("calls", [])}]
+    groups = plan["groups"]
     skip_cells = set(plan.get("skip_cells", []))
     skip_groups = set(plan.get("skip_groups", []))
 
@@ -262,12 +262,11 @@ def main(scratch: str, progress_fd: int = -1) -> int:
 
 
 def boot() -> None:
-    """Entry point of ``python -I -S -c``: ``argv = [scratch, progress_fd, uid, gid, sys.path as JSON]``.
+    """Entry point, called by the sandbox's boot code (``sandbox._BOOT``) once it has set
+    ``sys.path`` (the student view first) and given up root: ``argv = [scratch, progress_fd, ...]``.
 
-    Sets ``sys.path`` (the student view of the library first), gives up root for the
-    unprivileged ``uid``/``gid`` when asked (so that the process cap holds), and runs the
-    cells. The process ends with ``os._exit``: no student ``atexit`` handler or thread runs
-    after the results are written."""
+    The process ends with ``os._exit``: no student ``atexit`` handler or thread runs after
+    the results are written."""
     code = 1
     try:
         code = main(sys.argv[1], int(sys.argv[2]))

@@ -283,6 +283,34 @@ def _groups(plan: dict) -> list[dict]:
     return list(groups.values())
 
 
+def _collect_finished(work: Path, by_key: dict[str, dict], collected: dict[str, dict], outcome: SandboxResult):
+    """Read back what one run finished: each question whose files it wrote goes into
+    ``collected`` (its calls' statuses) and ``outcome.results``; returns the cells' errors,
+    or None when the run never got past the cells."""
+    for key, group in by_key.items():
+        if key in collected:
+            continue
+        status = _read_json(work / runner.status_file(key))
+        raw = _read_regular(work / runner.results_file(key), MAX_RESULTS_BYTES)
+        if status is None and raw is None:
+            continue
+        try:
+            if status is None or raw is None or not isinstance(status.get("calls"), dict):
+                raise ValueError("incomplete")
+            arrays = _load_results(raw)
+        except Exception:
+            outcome.question_problems[group["name"]] = "the notebook's process returned malformed results"
+            collected[key] = {}
+            continue
+        ids = {c["id"] for c in group["calls"]}
+        collected[key] = {k: v for k, v in status["calls"].items() if k in ids}
+        outcome.results.update({k: v for k, v in arrays.items() if k in ids})
+    cell_status = _read_json(work / runner.CELL_STATUS_FILE)
+    if cell_status is not None and isinstance(cell_status.get("cells"), list):
+        return cell_status["cells"]
+    return None
+
+
 def run_sandbox(cells: list[dict], plan: dict, inputs: dict[str, np.ndarray], limits: Limits = Limits(), hidden: tuple[str, ...] = ()) -> SandboxResult:
     """Execute ``cells`` and the calls of ``plan`` in a confined subprocess; return the data it sent back.
 
@@ -355,28 +383,9 @@ def run_sandbox(cells: list[dict], plan: dict, inputs: dict[str, np.ndarray], li
                 _kill(process, uid)
             outcome.returncode = process.returncode
 
-            # Collect what this run finished: the cells' errors, and each question written.
-            cell_status = _read_json(work / runner.CELL_STATUS_FILE)
-            if cell_status is not None and isinstance(cell_status.get("cells"), list):
-                cell_errors = cell_status["cells"]
-            for key, group in by_key.items():
-                if key in collected:
-                    continue
-                status = _read_json(work / runner.status_file(key))
-                raw = _read_regular(work / runner.results_file(key), MAX_RESULTS_BYTES)
-                if status is None and raw is None:
-                    continue
-                try:
-                    if status is None or raw is None or not isinstance(status.get("calls"), dict):
-                        raise ValueError("incomplete")
-                    arrays = _load_results(raw)
-                except Exception:
-                    outcome.question_problems[group["name"]] = "the notebook's process returned malformed results"
-                    collected[key] = {}
-                    continue
-                ids = {c["id"] for c in group["calls"]}
-                collected[key] = {k: v for k, v in status["calls"].items() if k in ids}
-                outcome.results.update({k: v for k, v in arrays.items() if k in ids})
+            finished_cells = _collect_finished(work, by_key, collected, outcome)
+            if finished_cells is not None:
+                cell_errors = finished_cells
 
             pending = [k for k in by_key if k not in collected and by_key[k]["name"] not in outcome.question_problems]
             if run.done and run.returncode in (0, None) or not pending:

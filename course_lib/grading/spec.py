@@ -60,12 +60,16 @@ def known_chapters() -> list[str]:
     )
 
 
-def questions_for(chapter: str) -> list[Question]:
-    """The questions of ``chapter``; ``KeyError`` when the chapter has no grader."""
+def _chapter_module(chapter: str):
+    """The module ``chapters/ch<chapter>.py``; ``KeyError`` when the chapter has no grader."""
     if chapter not in known_chapters():
         raise KeyError(chapter)
-    module = importlib.import_module(f"course_lib.grading.chapters.ch{chapter}")
-    questions = list(module.QUESTIONS)
+    return importlib.import_module(f"course_lib.grading.chapters.ch{chapter}")
+
+
+def questions_for(chapter: str) -> list[Question]:
+    """The questions of ``chapter``; ``KeyError`` when the chapter has no grader."""
+    questions = list(_chapter_module(chapter).QUESTIONS)
     names = [q.name for q in questions]
     if len(set(names)) != len(names):
         raise ValueError(f"chapter {chapter} grades a function twice: {names}")
@@ -74,10 +78,7 @@ def questions_for(chapter: str) -> list[Question]:
 
 def library_answers(chapter: str) -> tuple[str, ...]:
     """The library paths the chapter's ``LIBRARY_ANSWERS`` withholds from the sandbox."""
-    if chapter not in known_chapters():
-        raise KeyError(chapter)
-    module = importlib.import_module(f"course_lib.grading.chapters.ch{chapter}")
-    hidden = tuple(getattr(module, "LIBRARY_ANSWERS", ()))
+    hidden = tuple(getattr(_chapter_module(chapter), "LIBRARY_ANSWERS", ()))
     for path in hidden:
         if not isinstance(path, str) or not path.startswith("course_lib/") or ".." in path.split("/"):
             raise ValueError(f"chapter {chapter}: LIBRARY_ANSWERS entry {path!r} must be a path under course_lib/")

@@ -139,16 +139,11 @@ def check_exercises(root: Path, files: list[str]) -> tuple[list[str], list[str]]
                             "(every exercise must be generated from a solutions notebook)")
             continue
         try:
-            expected = release.exercise_text(solution)
+            problem = release.exercise_problem(solution, exercise)
         except (release.ReleaseError, OSError, ValueError) as exc:
             problems.append(f"solutions/{name}: {exc}")
             continue
-        actual = exercise.read_text(encoding="utf-8")
-        try:
-            actual = nbformat.writes(nbformat.reads(actual, as_version=4))
-        except Exception:
-            pass
-        if actual != expected:
+        if problem:
             problems.append(f"exercises/{name} is not what solutions/{name} generates (edited by hand, or stale); "
                             f"regenerate it: python -m course_lib.grading.release solutions/{name} exercises/{name}")
         else:

@@ -328,6 +328,10 @@ def forge():
     except Exception:
         return
     for group in plan.get("groups", []):
+        # Only the targeted question: a thread that overwrote every question's files would
+        # spoil the honest ones too, by a race, which is self-harm and not a weakness.
+        if group.get("name") != "q_sample":
+            continue
         fake = {c["id"]: np.zeros(3) for c in group["calls"]}
         np.savez(f"results_{group['key']}.npz", **fake)
         json.dump({"calls": {c["id"]: {"error": None} for c in group["calls"]}}, open(f"status_{group['key']}.json", "w"))
