@@ -26,6 +26,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 PY := $(BIN)/python
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
+OPEN_CLIP_SPEC ?= open_clip_torch>=2.20
 EXTRAS ?= dev,text,speech
 PROFILE ?= smoke
 BENCH_ARGS ?=
@@ -103,6 +104,8 @@ $(STAMP):
 	  $(PY) -m pip install $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"; \
 	fi
 	$(PY) -m pip install -e ".[$(EXTRAS)]"
+	@# test-only reference for chapter 02; --no-deps because its dependencies include torchvision
+	$(PY) -m pip install --no-deps "$(OPEN_CLIP_SPEC)"
 	@rm -f $(VENV)/.course-installed-*
 	@touch $@
 

@@ -177,7 +177,7 @@ def probe():
         ("missing", lambda p: None, [], "no such file"),
         ("not_json", lambda p: p.write_text("this is not json"), [], "invalid JSON"),
         ("not_notebook", lambda p: p.write_text('{"hello": 1}'), [], "not a valid Jupyter notebook"),
-        ("other_chapter", lambda p: write_notebook(p, "x = 1", chapter="05_reverse_diffusion"), [], "no grader for chapter"),
+        ("other_chapter", lambda p: write_notebook(p, "x = 1", chapter="99_not_a_chapter"), [], "no grader for chapter"),
         ("mismatch", lambda p: write_notebook(p, "x = 1"), ["--chapter", "05_reverse_diffusion"], "not 05_reverse_diffusion"),
         ("unknown", lambda p: write_notebook(p, "x = 1", chapter=None), [], "cannot tell which chapter"),
     ],
@@ -198,18 +198,28 @@ def test_console_script_exit_code_and_stderr(tmp_path):
     assert done.stderr.strip().endswith("no such file") and "Traceback" not in done.stderr
 
 
-def _real_notebooks_with_graded_cells() -> bool:
-    solution = ROOT / "solutions" / f"{CHAPTER}.ipynb"
-    if not solution.exists():
-        return False
-    nb = nbformat.read(solution, as_version=4)
-    return any("graded" in c.metadata.get("tags", []) for c in nb.cells)
+def _graded_solution_notebooks() -> list[Path]:
+    """Every solutions notebook with graded cells: each chapter's grader is checked against its own."""
+    found = []
+    for solution in sorted((ROOT / "solutions").glob("*.ipynb")):
+        nb = nbformat.read(solution, as_version=4)
+        if any("graded" in c.metadata.get("tags", []) for c in nb.cells):
+            found.append(solution)
+    return found
 
 
-@pytest.mark.skipif(not _real_notebooks_with_graded_cells(), reason="the chapter 04 solutions notebook has no graded cells yet")
-def test_chapter_04_questions_match_the_solutions_notebook():
+GRADED_SOLUTIONS = _graded_solution_notebooks()
+
+
+def test_every_graded_solutions_notebook_has_a_grader():
+    assert GRADED_SOLUTIONS, "no solutions notebook has graded cells"
+    assert {p.stem for p in GRADED_SOLUTIONS} <= set(spec.known_chapters())
+
+
+@pytest.mark.parametrize("solution", GRADED_SOLUTIONS, ids=[p.stem for p in GRADED_SOLUTIONS])
+def test_questions_match_the_solutions_notebook(solution):
     """Every graded cell's function has a question worth the points its heading announces, and back."""
-    nb = nbformat.read(ROOT / "solutions" / f"{CHAPTER}.ipynb", as_version=4)
+    nb = nbformat.read(solution, as_version=4)
     announced, heading = {}, None
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -218,14 +228,13 @@ def test_chapter_04_questions_match_the_solutions_notebook():
         elif "graded" in cell.metadata.get("tags", []):
             for name in re.findall(r"^def (\w+)\(", cell.source, re.M):
                 announced[name] = heading
-    questions = {q.name: float(q.points) for q in spec.questions_for(CHAPTER)}
+    questions = {q.name: float(q.points) for q in spec.questions_for(solution.stem)}
     assert announced == questions
 
 
-@pytest.mark.skipif(not _real_notebooks_with_graded_cells(), reason="the chapter 04 solutions notebook has no graded cells yet")
-def test_chapter_04_solutions_get_full_marks_and_exercises_zero(tmp_path):
-    solution = ROOT / "solutions" / f"{CHAPTER}.ipynb"
-    exercise = tmp_path / f"{CHAPTER}.ipynb"
+@pytest.mark.parametrize("solution", GRADED_SOLUTIONS, ids=[p.stem for p in GRADED_SOLUTIONS])
+def test_solutions_get_full_marks_and_exercises_zero(solution, tmp_path):
+    exercise = tmp_path / solution.name
     exercise.write_text(release.exercise_text(solution), encoding="utf-8")
     limits = sandbox.Limits(timeout_s=300)
     solved = grader.grade_notebook(solution, limits=limits)
