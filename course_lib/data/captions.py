@@ -1,0 +1,290 @@
+"""Colour digits with captions: a small, real image-text data set that needs no download.
+
+Each real handwritten digit (the bundled scikit-learn digits, or MNIST where it can be had)
+is painted with a foreground and a background colour from :data:`COLOUR_NAMES` and
+described by a caption generated from its true attributes::
+
+    "a thick red seven on a blue background"
+
+The attributes are the digit, the two colours, and the stroke thickness *measured from the
+image* (ink mass above or below the median of its digit class), so every word of a caption
+is true of its picture. Captions use one of several :data:`CAPTION_TEMPLATES`, drawn per image
+with a fixed seed, so a text encoder must learn that different sentences can say the same thing.
+
+Splits:
+
+* ``"train"``: the training images in every *seen* (digit, foreground colour) combination;
+* ``"test"``: unseen images, again in seen combinations;
+* ``"compositional"``: unseen images in the combinations training never shows. Each digit
+  ``d`` is never painted in the foreground colour :func:`held_out_colour` ``(d)`` =
+  ``COLOUR_NAMES[(d + 3) % 6]`` during training (so "a red three" is held out, while "a red
+  five" and "a blue three" are seen). Every digit and every colour still appears in training,
+  only their pairing is new: a test of compositional generalisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from string import Formatter
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .digits import load_digits
+from .images import check_image_args
+
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+COLOUR_NAMES = ("red", "green", "blue", "yellow", "purple", "black")
+PALETTE = torch.tensor(
+    [
+        [0.90, 0.10, 0.10],  # red
+        [0.10, 0.65, 0.15],  # green
+        [0.15, 0.25, 0.95],  # blue
+        [0.95, 0.85, 0.10],  # yellow
+        [0.60, 0.15, 0.75],  # purple
+        [0.05, 0.05, 0.05],  # black
+    ]
+)
+THICKNESS_NAMES = ("thin", "thick")
+CAPTION_TEMPLATES = (
+    "a {thickness} {foreground} {digit} on a {background} background",
+    "a {foreground} {digit} on {background}",
+    "the digit {digit} written in {foreground} on {background}",
+    "a {thickness} {digit} in {foreground}",
+    "{background} background with a {foreground} {digit}",
+)
+SOURCES = ("digits", "mnist")
+CAPTION_SPLITS = ("train", "test", "compositional")
+_HOLD_OUT_SHIFT = 3
+_SPLIT_STREAM = {"train": 0, "test": 1, "compositional": 2}
+
+
+def held_out_colour(digit: int) -> int:
+    """The foreground colour index that ``digit`` never has in the training split."""
+    return (int(digit) + _HOLD_OUT_SHIFT) % len(COLOUR_NAMES)
+
+
+HELD_OUT_COMBINATIONS = frozenset((d, held_out_colour(d)) for d in range(10))
+"""(digit, foreground colour index) pairs reserved for the ``"compositional"`` split."""
+
+
+def make_caption(digit: int, foreground: int, background: int, thickness: int, template: int = 0) -> str:
+    """The caption of one attribute tuple (indices into the name tuples) with ``CAPTION_TEMPLATES[template]``."""
+    for name, value, names in (
+        ("digit", digit, DIGIT_NAMES),
+        ("foreground", foreground, COLOUR_NAMES),
+        ("background", background, COLOUR_NAMES),
+        ("thickness", thickness, THICKNESS_NAMES),
+        ("template", template, CAPTION_TEMPLATES),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < len(names):
+            raise ValueError(f"{name} must be an integer index in [0, {len(names) - 1}]; got {value!r}")
+    return CAPTION_TEMPLATES[template].format(
+        digit=DIGIT_NAMES[digit],
+        foreground=COLOUR_NAMES[foreground],
+        background=COLOUR_NAMES[background],
+        thickness=THICKNESS_NAMES[thickness],
+    )
+
+
+def template_fields(template: int) -> tuple[str, ...]:
+    """The attributes ``CAPTION_TEMPLATES[template]`` mentions, e.g. ``("thickness", "digit", "foreground")``."""
+    return tuple(name for _, name, _, _ in Formatter().parse(CAPTION_TEMPLATES[template]) if name)
+
+
+def captions_true_of(image_attributes: dict[str, torch.Tensor], caption_attributes: dict[str, torch.Tensor]):
+    """(N_images, N_captions) bool: caption ``j`` is true of image ``i``.
+
+    A caption is true of an image when every attribute its template mentions has the image's
+    value: "a thick nine in black" is true of a thick black nine on any background. This is
+    the relevance of retrieval: any true caption is a correct answer, not only the image's own.
+    """
+    match = torch.ones(len(image_attributes["digit"]), len(caption_attributes["digit"]), dtype=torch.bool)
+    for t in range(len(CAPTION_TEMPLATES)):
+        uses_t = caption_attributes["template"] == t
+        for name in template_fields(t):
+            agree = image_attributes[name][:, None] == caption_attributes[name][None, :]
+            match &= agree | ~uses_t[None, :]
+    return match
+
+
+def caption_vocabulary() -> list[str]:
+    """Every word any caption can contain, sorted: the whole vocabulary of the data set."""
+    words = set(DIGIT_NAMES) | set(COLOUR_NAMES) | set(THICKNESS_NAMES)
+    for template in CAPTION_TEMPLATES:
+        words |= {w for w in template.split() if not w.startswith("{")}
+    return sorted(words)
+
+
+def paint(ink: torch.Tensor, foreground: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """Colour grey ink maps: ``image = (1 - ink) * background + ink * foreground``.
+
+    ``ink`` is (N, 1, H, W) in [0, 1]; ``foreground`` and ``background`` are colour indices (N,).
+    The result is (N, 3, H, W) in [0, 1]: the ink blends linearly between the two colours,
+    so anti-aliased stroke edges get the in-between shades a real print would have.
+    """
+    fg = PALETTE[foreground].view(-1, 3, 1, 1)
+    bg = PALETTE[background].view(-1, 3, 1, 1)
+    return (1 - ink) * bg + ink * fg
+
+
+@dataclass(eq=False)
+class CaptionedDigits(Dataset):
+    """Colour digit images with one caption each; ``dataset[i]`` is ``(image, label)`` like ImageDataset.
+
+    ``attributes`` maps ``"digit"``, ``"foreground"``, ``"background"``, ``"thickness"`` and
+    ``"template"`` to int64 tensors (N,), indices into :data:`DIGIT_NAMES`,
+    :data:`COLOUR_NAMES`, :data:`THICKNESS_NAMES` and :data:`CAPTION_TEMPLATES`.
+    ``ink`` keeps the grey (N, 1, H, W) stroke map each image was painted from.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    attributes: dict[str, torch.Tensor]
+    captions: list[str]
+    ink: torch.Tensor = field(repr=False)
+    name: str = "digits"
+    split: str = "train"
+    classes: tuple[str, ...] = DIGIT_NAMES
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        lengths = [len(self.images), len(self.captions), len(self.ink)] + [len(v) for v in self.attributes.values()]
+        if any(length != n for length in lengths):
+            raise ValueError(f"images, labels, captions, ink and attributes must all have length {n}; got {lengths}")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.images[index], self.labels[index]
+
+    @property
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images, labels)``, the same pair as ``ImageDataset.tensors``."""
+        return self.images, self.labels
+
+    def attribute_tuple(self, index: int) -> tuple[int, int, int, int]:
+        """(digit, foreground, background, thickness) of image ``index``."""
+        return tuple(int(self.attributes[k][index]) for k in ("digit", "foreground", "background", "thickness"))
+
+    def caption(self, index: int, template: int | None = None) -> str:
+        """Image ``index``'s caption, with its own template or with ``CAPTION_TEMPLATES[template]``."""
+        chosen = int(self.attributes["template"][index]) if template is None else template
+        return make_caption(*self.attribute_tuple(index), template=chosen)
+
+    def __repr__(self) -> str:
+        shape = "x".join(str(s) for s in self.images.shape[1:])
+        return f"CaptionedDigits({self.name!r}, split={self.split!r}, {len(self)} images of {shape}, captioned)"
+
+
+def _full_strength(ink: torch.Tensor) -> torch.Tensor:
+    """Scale each ink map so its darkest stroke is 1: resizing blurs the peaks, and the
+    foreground colour should appear at full strength somewhere in every image."""
+    return ink / ink.amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)
+
+
+def _grey_digits(source: str, split: str, size: int, max_images: int | None):
+    """(ink (N,1,size,size) in [0,1], labels, thickness threshold per class, data name) for one image split."""
+    image_split = "train" if split == "train" else "test"
+    if source == "digits":
+        data = load_digits(image_split, size=size, value_range=(0, 1))
+        reference = load_digits("train", size=size, value_range=(0, 1))
+    else:
+        from .torchvision_sets import load_image_dataset
+
+        data = load_image_dataset(source, image_split, size=size, value_range=(0, 1))
+        reference = data if image_split == "train" else load_image_dataset(source, "train", size, (0, 1))
+    ink, labels = _full_strength(data.images), data.labels
+    if max_images is not None:
+        ink, labels = ink[:max_images], labels[:max_images]
+    # Thickness is relative to the digit's class: a "1" has less ink than an "8" at any stroke width.
+    mass = _full_strength(reference.images).sum(dim=(1, 2, 3))
+    thresholds = torch.stack([mass[reference.labels == d].median() for d in range(10)])
+    return ink.contiguous(), labels, thresholds, data.name
+
+
+def load_colour_digits(
+    split: str = "train",
+    size: int = 16,
+    seed: int = 0,
+    copies: int = 1,
+    source: str = "digits",
+    max_images: int | None = None,
+) -> CaptionedDigits:
+    """The colour-digit caption data set (see the module docstring for the splits).
+
+    Each grey digit is painted ``copies`` times, each time with colours drawn at random from
+    the combinations the split allows (foreground differs from background) and a caption
+    template drawn at random; everything is fixed by ``seed``. ``source="mnist"`` uses
+    MNIST where torchvision and the files are at hand and the bundled digits otherwise (one
+    printed line; ``dataset.name`` tells which); ``max_images`` keeps the first grey images.
+    Images are (N, 3, size, size) floats in [0, 1].
+    """
+    if split not in CAPTION_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(map(repr, CAPTION_SPLITS))}; got {split!r}")
+    check_image_args("train", size, (0, 1))
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(map(repr, SOURCES))}; got {source!r}")
+    for name, value, minimum in (("seed", seed, 0), ("copies", copies, 1), ("max_images", max_images, 1)):
+        if value is None and name == "max_images":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+
+    ink, labels, thresholds, data_name = _grey_digits(source, split, size, max_images)
+    thickness = (ink.sum(dim=(1, 2, 3)) > thresholds[labels]).long()
+    ink, labels, thickness = ink.repeat(copies, 1, 1, 1), labels.repeat(copies), thickness.repeat(copies)
+
+    rng = np.random.default_rng([seed, _SPLIT_STREAM[split]])
+    n, n_colours = len(labels), len(COLOUR_NAMES)
+    digits = labels.numpy()
+    held = np.array([held_out_colour(d) for d in digits])
+    if split == "compositional":
+        foreground = held
+    else:  # uniform over the colours other than the held-out one
+        foreground = (held + rng.integers(1, n_colours, size=n)) % n_colours
+    background = (foreground + rng.integers(1, n_colours, size=n)) % n_colours
+    template = rng.integers(0, len(CAPTION_TEMPLATES), size=n)
+
+    attributes = {
+        "digit": labels.clone(),
+        "foreground": torch.from_numpy(foreground).long(),
+        "background": torch.from_numpy(background).long(),
+        "thickness": thickness,
+        "template": torch.from_numpy(template).long(),
+    }
+    captions = [
+        make_caption(int(d), int(f), int(b), int(t), int(k))
+        for d, f, b, t, k in zip(digits, foreground, background, thickness.tolist(), template)
+    ]
+    images = paint(ink, attributes["foreground"], attributes["background"])
+    return CaptionedDigits(
+        images=images.contiguous(),
+        labels=labels,
+        attributes=attributes,
+        captions=captions,
+        ink=ink,
+        name=data_name,
+        split=split,
+    )
+
+
+__all__ = [
+    "CAPTION_SPLITS",
+    "CAPTION_TEMPLATES",
+    "COLOUR_NAMES",
+    "DIGIT_NAMES",
+    "HELD_OUT_COMBINATIONS",
+    "PALETTE",
+    "THICKNESS_NAMES",
+    "CaptionedDigits",
+    "caption_vocabulary",
+    "captions_true_of",
+    "held_out_colour",
+    "load_colour_digits",
+    "make_caption",
+    "paint",
+    "template_fields",
+]
