@@ -262,13 +262,13 @@ def test_cross_attention_weights_read_the_null_word_when_the_caption_is_missing(
     "images, tokens, present, message",
     [
         (torch.rand(3, 3, 8, 8), torch.ones(2, 6, dtype=torch.long), None, "same batch size, got 3 and 2"),
-        (torch.rand(3, 1, 8, 8), torch.ones(3, 6, dtype=torch.long), None, r"images must have shape \(batch, 3, 8, 8\)"),
+        (torch.rand(3, 1, 8, 8), torch.ones(3, 6, dtype=torch.long), None, r"images must have shape \(batch, 3, 8, 8"),
         (torch.rand(3, 3, 16, 16), torch.ones(3, 6, dtype=torch.long), None, "images must have shape"),
         (torch.rand(3, 3, 8, 8), torch.ones(3, 6), None, "tokens must be an integer tensor"),
         (torch.rand(3, 3, 8, 8), torch.ones(3, 40, dtype=torch.long), None, "length <= 16"),
         (torch.rand(3, 3, 8, 8), torch.full((3, 6), VOCAB), None, "word ids in"),
-        (torch.rand(3, 3, 8, 8), torch.ones(3, 6, dtype=torch.long), torch.ones(3, 3, dtype=torch.bool), "present must be"),
-        (torch.rand(3, 3, 8, 8), torch.ones(3, 6, dtype=torch.long), torch.zeros(3, 2, dtype=torch.bool), "no modality"),
+        (torch.rand(3, 3, 8, 8), torch.ones(3, 6, dtype=torch.long), torch.ones(3, 3).bool(), "present must be"),
+        (torch.rand(3, 3, 8, 8), torch.ones(3, 6, dtype=torch.long), torch.zeros(3, 2).bool(), "no modality"),
     ],
 )
 @pytest.mark.parametrize("name", sorted(FUSION_MODELS))
@@ -278,7 +278,9 @@ def test_classifiers_reject_bad_input(name, images, tokens, present, message):
         model(images, tokens, present)
 
 
-@pytest.mark.parametrize("kwargs", [dict(vocab_size=0), dict(num_classes=2.5), dict(dim=True), dict(image_size=10, patch_size=4)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(vocab_size=0), dict(num_classes=2.5), dict(dim=True), dict(image_size=10, patch_size=4)]
+)
 def test_classifiers_reject_bad_sizes(kwargs):
     arguments = dict(vocab_size=VOCAB, num_classes=CLASSES) | kwargs
     with pytest.raises(ValueError):
@@ -325,7 +327,8 @@ def test_corruptions_reject_bad_arguments(digits):
         add_pixel_noise(digits.tokens, 0.1)
     noisy = add_pixel_noise(torch.zeros(2000, 3, 8, 8), 0.5, torch.Generator().manual_seed(0))
     assert abs(noisy.std().item() - 0.5) < 0.01
-    per_image = add_pixel_noise(torch.zeros(3, 3, 64, 64), torch.tensor([0.0, 1.0, 2.0]), torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.0, 1.0, 2.0])
+    per_image = add_pixel_noise(torch.zeros(3, 3, 64, 64), sigma, torch.Generator().manual_seed(0))
     torch.testing.assert_close(per_image.flatten(1).std(1), torch.tensor([0.0, 1.0, 2.0]), atol=0.03, rtol=0)
     with pytest.raises(ValueError, match="one per image"):
         add_pixel_noise(torch.zeros(3, 3, 8, 8), torch.tensor([0.1, 0.2]))
