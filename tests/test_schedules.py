@@ -69,10 +69,10 @@ def test_scaled_linear_square_roots_are_evenly_spaced():
 
 def test_cosine_schedule_follows_its_alpha_bar():
     T, s = 1000, 0.008
-    ab = alphas_cumprod_from_betas(cosine_betas(T, s=s))
+    cumulative = alphas_cumprod_from_betas(cosine_betas(T, s=s))
     f = lambda u: math.cos((u + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
     for t in [0, 100, 500, 900]:  # index t is the state after t + 1 steps
-        assert ab[t].item() == pytest.approx(f((t + 1) / T) / f(0), rel=1e-9)
+        assert cumulative[t].item() == pytest.approx(f((t + 1) / T) / f(0), rel=1e-9)
     assert cosine_betas(T).max().item() == pytest.approx(0.999)
 
 
