@@ -134,3 +134,48 @@ def test_mnist_source_falls_back_to_digits(monkeypatch, capsys):
     ds = data.load_colour_digits("test", source="mnist", max_images=20)
     assert ds.name == "digits" and len(ds) == 20
     assert "MNIST not available" in capsys.readouterr().out
+
+
+def test_repaint_draws_fresh_true_captions_within_the_split(splits):
+    train = splits["train"]
+    ink, digits, thickness = train.ink[:400], train.labels[:400], train.attributes["thickness"][:400]
+    images, texts = cap.repaint(ink, digits, thickness, generator=torch.Generator().manual_seed(0))
+    assert images.shape == (400, 3, 16, 16) and len(texts) == 400
+    assert texts != train.captions[:400]  # new colours and templates
+    again = cap.repaint(ink, digits, thickness, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again[0], images) and again[1] == texts  # fixed by the generator
+    for i in range(0, 400, 13):
+        words = texts[i].split()
+        assert cap.DIGIT_NAMES[int(digits[i])] in words
+        assert not ({"thin", "thick"} & set(words)) - {cap.THICKNESS_NAMES[int(thickness[i])]}
+        # the caption's foreground colour is the colour of the ink's darkest stroke
+        brightest = ink[i, 0].flatten().argmax()
+        colour = images[i].flatten(1)[:, brightest]
+        named = [c for c in cap.COLOUR_NAMES if c in words and torch.allclose(colour, cap.PALETTE[cap.COLOUR_NAMES.index(c)])]
+        assert named, (texts[i], colour)
+    # the training rule holds: no held-out combination is ever painted
+    colours = images.flatten(2)[torch.arange(400), :, ink.flatten(1).argmax(dim=1)]
+    foreground = (colours[:, None, :] - cap.PALETTE[None]).abs().sum(-1).argmin(dim=1)
+    assert not set(zip(digits.tolist(), foreground.tolist())) & cap.HELD_OUT_COMBINATIONS
+    held, _ = cap.repaint(ink[:20], digits[:20], thickness[:20], split="compositional")
+    held_colours = held.flatten(2)[torch.arange(20), :, ink[:20].flatten(1).argmax(dim=1)]
+    torch.testing.assert_close(held_colours, cap.PALETTE[(digits[:20] + 3) % 6])
+
+
+def test_repaint_rejects_bad_input(splits):
+    train = splits["train"]
+    with pytest.raises(ValueError, match="ink"):
+        cap.repaint(train.images[:4], train.labels[:4], train.attributes["thickness"][:4])
+    with pytest.raises(ValueError, match="digits"):
+        cap.repaint(train.ink[:4], train.labels[:3], train.attributes["thickness"][:4])
+    with pytest.raises(ValueError, match="split"):
+        cap.repaint(train.ink[:4], train.labels[:4], train.attributes["thickness"][:4], split="all")
+
+
+def test_every_caption_lists_each_possible_caption_once(splits):
+    every = cap.every_caption()
+    assert len(every) == len(set(every))
+    assert all(set(s.captions) <= set(every) for s in splits.values())
+    # 10 digits x (30 colour pairs, or 6 colours where a template omits the background) x (2 thicknesses
+    # where a template names it): templates 0-4 give 600 + 300 + 300 + 120 + 300
+    assert len(every) == 1620

@@ -129,7 +129,7 @@ def test_loss_rejects_non_float():
 def _mini_clip(**kwargs):
     tokenizer = WordTokenizer("a red blue three five".split())
     model = clip.MiniCLIP(
-        ConvImageEncoder(image_size=8, width=4, out_dim=16),
+        ConvImageEncoder(image_size=8, width=8, out_dim=16),
         TextTransformer(tokenizer.vocab_size, dim=16, depth=1, heads=2),
         image_dim=16, text_dim=16, embed_dim=8, tokenize=tokenizer.encode, **kwargs,
     )

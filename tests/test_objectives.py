@@ -94,6 +94,9 @@ def test_posterior_mean_and_variance_are_gaussian_conditioning():
         torch.testing.assert_close(var, var_s - cov**2 / var_t)
         torch.testing.assert_close(ct, cov / var_t)
         torch.testing.assert_close(c0, ab[s].sqrt() - ct * ab[t].sqrt())
+    as_floats = posterior_coefficients(ab[300].item(), ab[10].item())  # the samplers' path: plain numbers
+    assert all(isinstance(c, float) for c in as_floats)
+    torch.testing.assert_close(torch.tensor(as_floats, dtype=torch.float64), torch.stack(posterior_coefficients(ab[300], ab[10])))
     c0, ct, var = posterior_coefficients(ab[0], 1.0)  # the last step lands on x0 exactly
     assert (c0.item(), ct.item(), var.item()) == (1.0, 0.0, 0.0)
 

@@ -109,6 +109,23 @@ def captions_true_of(image_attributes: dict[str, torch.Tensor], caption_attribut
     return match
 
 
+def every_caption() -> list[str]:
+    """Every distinct caption the data set can contain, sorted (a few thousand at most).
+
+    Small enough to encode once with a frozen text encoder and look up ever after.
+    """
+    texts = {
+        make_caption(d, f, b, t, k)
+        for d in range(len(DIGIT_NAMES))
+        for f in range(len(COLOUR_NAMES))
+        for b in range(len(COLOUR_NAMES))
+        if b != f
+        for t in range(len(THICKNESS_NAMES))
+        for k in range(len(CAPTION_TEMPLATES))
+    }
+    return sorted(texts)
+
+
 def caption_vocabulary() -> list[str]:
     """Every word any caption can contain, sorted: the whole vocabulary of the data set."""
     words = set(DIGIT_NAMES) | set(COLOUR_NAMES) | set(THICKNESS_NAMES)
@@ -124,9 +141,68 @@ def paint(ink: torch.Tensor, foreground: torch.Tensor, background: torch.Tensor)
     The result is (N, 3, H, W) in [0, 1]: the ink blends linearly between the two colours,
     so anti-aliased stroke edges get the in-between shades a real print would have.
     """
-    fg = PALETTE[foreground].view(-1, 3, 1, 1)
-    bg = PALETTE[background].view(-1, 3, 1, 1)
+    palette = PALETTE.to(ink.device)
+    fg = palette[foreground.to(ink.device)].view(-1, 3, 1, 1)
+    bg = palette[background.to(ink.device)].view(-1, 3, 1, 1)
     return (1 - ink) * bg + ink * fg
+
+
+def _draw_colours(digits: torch.Tensor, split: str, integers) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Foreground, background and template indices for ``digits`` under ``split``'s rule.
+
+    ``integers(low, high, n)`` returns n random integers in [low, high) as an int64 tensor.
+    The training and test splits never give digit ``d`` its held-out colour; the
+    compositional split always does. The background always differs from the foreground.
+    """
+    n, n_colours = len(digits), len(COLOUR_NAMES)
+    held = (digits + _HOLD_OUT_SHIFT) % n_colours
+    if split == "compositional":
+        foreground = held
+    else:  # uniform over the colours other than the held-out one
+        foreground = (held + integers(1, n_colours, n)) % n_colours
+    background = (foreground + integers(1, n_colours, n)) % n_colours
+    return foreground, background, integers(0, len(CAPTION_TEMPLATES), n)
+
+
+def _captions(digits, foreground, background, thickness, template) -> list[str]:
+    rows = zip(digits.tolist(), foreground.tolist(), background.tolist(), thickness.tolist(), template.tolist())
+    return [CAPTION_TEMPLATES[k].format(digit=DIGIT_NAMES[d], foreground=COLOUR_NAMES[f], background=COLOUR_NAMES[b],
+                                        thickness=THICKNESS_NAMES[t]) for d, f, b, t, k in rows]
+
+
+def repaint(
+    ink: torch.Tensor,
+    digits: torch.Tensor,
+    thickness: torch.Tensor,
+    split: str = "train",
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, list[str]]:
+    """The same grey digits in fresh colours with fresh captions: ``(images, captions)``.
+
+    Colour augmentation for contrastive training: drawn anew at every step, colours and
+    caption templates stop being a property of a particular handwritten digit, so the image
+    tower cannot tell training images apart by their paint and must learn their shapes.
+    Colours follow ``split``'s rule (by default the training combinations only, so the
+    compositional split stays unseen). ``ink`` is (N, 1, H, W) in [0, 1]; ``digits`` and
+    ``thickness`` are (N,) indices, as in :class:`CaptionedDigits`. Draws use ``generator``
+    (a CPU generator; the global one by default); the images are on ``ink``'s device.
+    """
+    if split not in CAPTION_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(map(repr, CAPTION_SPLITS))}; got {split!r}")
+    if not isinstance(ink, torch.Tensor) or ink.ndim != 4 or ink.shape[1] != 1:
+        got = tuple(ink.shape) if isinstance(ink, torch.Tensor) else type(ink).__name__
+        raise ValueError(f"ink must be a (N, 1, H, W) tensor of grey digits; got {got}")
+    for name, value in (("digits", digits), ("thickness", thickness)):
+        if not isinstance(value, torch.Tensor) or value.shape != (len(ink),):
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"{name} must be a tensor of shape ({len(ink)},), one per ink map; got {got}")
+    digits, thickness = digits.long().cpu(), thickness.long().cpu()
+
+    def integers(low, high, n):
+        return torch.randint(low, high, (n,), generator=generator)
+
+    foreground, background, template = _draw_colours(digits, split, integers)
+    return paint(ink, foreground, background), _captions(digits, foreground, background, thickness, template)
 
 
 @dataclass(eq=False)
@@ -238,28 +314,20 @@ def load_colour_digits(
     ink, labels, thickness = ink.repeat(copies, 1, 1, 1), labels.repeat(copies), thickness.repeat(copies)
 
     rng = np.random.default_rng([seed, _SPLIT_STREAM[split]])
-    n, n_colours = len(labels), len(COLOUR_NAMES)
-    digits = labels.numpy()
-    held = np.array([held_out_colour(d) for d in digits])
-    if split == "compositional":
-        foreground = held
-    else:  # uniform over the colours other than the held-out one
-        foreground = (held + rng.integers(1, n_colours, size=n)) % n_colours
-    background = (foreground + rng.integers(1, n_colours, size=n)) % n_colours
-    template = rng.integers(0, len(CAPTION_TEMPLATES), size=n)
 
+    def integers(low, high, n):
+        return torch.from_numpy(rng.integers(low, high, size=n)).long()
+
+    foreground, background, template = _draw_colours(labels, split, integers)
     attributes = {
         "digit": labels.clone(),
-        "foreground": torch.from_numpy(foreground).long(),
-        "background": torch.from_numpy(background).long(),
+        "foreground": foreground,
+        "background": background,
         "thickness": thickness,
-        "template": torch.from_numpy(template).long(),
+        "template": template,
     }
-    captions = [
-        make_caption(int(d), int(f), int(b), int(t), int(k))
-        for d, f, b, t, k in zip(digits, foreground, background, thickness.tolist(), template)
-    ]
-    images = paint(ink, attributes["foreground"], attributes["background"])
+    captions = _captions(labels, foreground, background, thickness, template)
+    images = paint(ink, foreground, background)
     return CaptionedDigits(
         images=images.contiguous(),
         labels=labels,
@@ -282,9 +350,11 @@ __all__ = [
     "CaptionedDigits",
     "caption_vocabulary",
     "captions_true_of",
+    "every_caption",
     "held_out_colour",
     "load_colour_digits",
     "make_caption",
     "paint",
+    "repaint",
     "template_fields",
 ]

@@ -122,7 +122,8 @@ class DDIMSampler:
         if self.clip_sample:
             x0_hat = x0_hat.clamp(-self.clip_sample_range, self.clip_sample_range)
         sigma = ddim_sigma(ab_t, ab_s, self.eta)
-        x_prev = ab_s**0.5 * x0_hat + (1 - ab_s - sigma**2) ** 0.5 * eps_hat
+        # max(., 0): at eta = 1 and the last step the difference is 0 up to rounding, never below
+        x_prev = ab_s**0.5 * x0_hat + max(1 - ab_s - sigma**2, 0.0) ** 0.5 * eps_hat
         if noise is not None:
             draw_noise(sample, noise, generator)  # checks its shape even where it is not used
         if self.eta > 0:

