@@ -51,7 +51,7 @@ from course_lib.nn.encoders import (  # noqa: E402
 # The sizes of notebooks/02_clip.ipynb's settings call, per profile.
 PROFILES = {
     "smoke": dict(source="digits", image_size=8, steps=250, batch_size=128, lr=2e-3),
-    "cpu": dict(source="digits", image_size=8, steps=1500, batch_size=256, lr=2e-3),
+    "cpu": dict(source="digits", image_size=8, steps=1000, batch_size=256, lr=2e-3),
     "gpu": dict(source="mnist", image_size=16, steps=4000, batch_size=512, lr=1e-3),
 }
 TOWERS = ("scratch", "minilm")

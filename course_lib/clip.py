@@ -228,4 +228,4 @@ def recall_at_k(
     order = similarity.argsort(dim=1, descending=True)
     hits = relevant.gather(1, order)  # hits[q, r]: is the item ranked r for query q relevant?
     first_hit = torch.where(hits.any(dim=1), hits.float().argmax(dim=1), torch.full_like(order[:, 0], n_items))
-    return {k: (first_hit < k).float().mean().item() for k in ks}
+    return {k: (first_hit < k).sum().item() / n_queries for k in ks}

@@ -25,17 +25,26 @@ Splits:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from string import Formatter
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .caption_text import (
+    CAPTION_TEMPLATES,
+    COLOUR_NAMES,
+    DIGIT_NAMES,
+    THICKNESS_NAMES,
+    caption_vocabulary,
+    captions_for,
+    captions_true_of,
+    every_caption,
+    make_caption,
+    template_fields,
+)
 from .digits import load_digits
 from .images import check_image_args
 
-DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-COLOUR_NAMES = ("red", "green", "blue", "yellow", "purple", "black")
 PALETTE = torch.tensor(
     [
         [0.90, 0.10, 0.10],  # red
@@ -45,14 +54,6 @@ PALETTE = torch.tensor(
         [0.60, 0.15, 0.75],  # purple
         [0.05, 0.05, 0.05],  # black
     ]
-)
-THICKNESS_NAMES = ("thin", "thick")
-CAPTION_TEMPLATES = (
-    "a {thickness} {foreground} {digit} on a {background} background",
-    "a {foreground} {digit} on {background}",
-    "the digit {digit} written in {foreground} on {background}",
-    "a {thickness} {digit} in {foreground}",
-    "{background} background with a {foreground} {digit}",
 )
 SOURCES = ("digits", "mnist")
 CAPTION_SPLITS = ("train", "test", "compositional")
@@ -67,71 +68,6 @@ def held_out_colour(digit: int) -> int:
 
 HELD_OUT_COMBINATIONS = frozenset((d, held_out_colour(d)) for d in range(10))
 """(digit, foreground colour index) pairs reserved for the ``"compositional"`` split."""
-
-
-def make_caption(digit: int, foreground: int, background: int, thickness: int, template: int = 0) -> str:
-    """The caption of one attribute tuple (indices into the name tuples) with ``CAPTION_TEMPLATES[template]``."""
-    for name, value, names in (
-        ("digit", digit, DIGIT_NAMES),
-        ("foreground", foreground, COLOUR_NAMES),
-        ("background", background, COLOUR_NAMES),
-        ("thickness", thickness, THICKNESS_NAMES),
-        ("template", template, CAPTION_TEMPLATES),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < len(names):
-            raise ValueError(f"{name} must be an integer index in [0, {len(names) - 1}]; got {value!r}")
-    return CAPTION_TEMPLATES[template].format(
-        digit=DIGIT_NAMES[digit],
-        foreground=COLOUR_NAMES[foreground],
-        background=COLOUR_NAMES[background],
-        thickness=THICKNESS_NAMES[thickness],
-    )
-
-
-def template_fields(template: int) -> tuple[str, ...]:
-    """The attributes ``CAPTION_TEMPLATES[template]`` mentions, e.g. ``("thickness", "digit", "foreground")``."""
-    return tuple(name for _, name, _, _ in Formatter().parse(CAPTION_TEMPLATES[template]) if name)
-
-
-def captions_true_of(image_attributes: dict[str, torch.Tensor], caption_attributes: dict[str, torch.Tensor]):
-    """(N_images, N_captions) bool: caption ``j`` is true of image ``i``.
-
-    A caption is true of an image when every attribute its template mentions has the image's
-    value: "a thick nine in black" is true of a thick black nine on any background. This is
-    the relevance of retrieval: any true caption is a correct answer, not only the image's own.
-    """
-    match = torch.ones(len(image_attributes["digit"]), len(caption_attributes["digit"]), dtype=torch.bool)
-    for t in range(len(CAPTION_TEMPLATES)):
-        uses_t = caption_attributes["template"] == t
-        for name in template_fields(t):
-            agree = image_attributes[name][:, None] == caption_attributes[name][None, :]
-            match &= agree | ~uses_t[None, :]
-    return match
-
-
-def every_caption() -> list[str]:
-    """Every distinct caption the data set can contain, sorted (a few thousand at most).
-
-    Small enough to encode once with a frozen text encoder and look up ever after.
-    """
-    texts = {
-        make_caption(d, f, b, t, k)
-        for d in range(len(DIGIT_NAMES))
-        for f in range(len(COLOUR_NAMES))
-        for b in range(len(COLOUR_NAMES))
-        if b != f
-        for t in range(len(THICKNESS_NAMES))
-        for k in range(len(CAPTION_TEMPLATES))
-    }
-    return sorted(texts)
-
-
-def caption_vocabulary() -> list[str]:
-    """Every word any caption can contain, sorted: the whole vocabulary of the data set."""
-    words = set(DIGIT_NAMES) | set(COLOUR_NAMES) | set(THICKNESS_NAMES)
-    for template in CAPTION_TEMPLATES:
-        words |= {w for w in template.split() if not w.startswith("{")}
-    return sorted(words)
 
 
 def paint(ink: torch.Tensor, foreground: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
@@ -162,12 +98,6 @@ def _draw_colours(digits: torch.Tensor, split: str, integers) -> tuple[torch.Ten
         foreground = (held + integers(1, n_colours, n)) % n_colours
     background = (foreground + integers(1, n_colours, n)) % n_colours
     return foreground, background, integers(0, len(CAPTION_TEMPLATES), n)
-
-
-def _captions(digits, foreground, background, thickness, template) -> list[str]:
-    rows = zip(digits.tolist(), foreground.tolist(), background.tolist(), thickness.tolist(), template.tolist())
-    return [CAPTION_TEMPLATES[k].format(digit=DIGIT_NAMES[d], foreground=COLOUR_NAMES[f], background=COLOUR_NAMES[b],
-                                        thickness=THICKNESS_NAMES[t]) for d, f, b, t, k in rows]
 
 
 def repaint(
@@ -202,7 +132,7 @@ def repaint(
         return torch.randint(low, high, (n,), generator=generator)
 
     foreground, background, template = _draw_colours(digits, split, integers)
-    return paint(ink, foreground, background), _captions(digits, foreground, background, thickness, template)
+    return paint(ink, foreground, background), captions_for(digits, foreground, background, thickness, template)
 
 
 @dataclass(eq=False)
@@ -326,7 +256,7 @@ def load_colour_digits(
         "thickness": thickness,
         "template": template,
     }
-    captions = _captions(labels, foreground, background, thickness, template)
+    captions = captions_for(labels, foreground, background, thickness, template)
     images = paint(ink, foreground, background)
     return CaptionedDigits(
         images=images.contiguous(),
@@ -349,6 +279,7 @@ __all__ = [
     "THICKNESS_NAMES",
     "CaptionedDigits",
     "caption_vocabulary",
+    "captions_for",
     "captions_true_of",
     "every_caption",
     "held_out_colour",
