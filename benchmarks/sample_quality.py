@@ -229,8 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(markdown_table(rows))
     print()
+    resumed = "" if not (diffusion.start_step or flow.start_step) else (
+        f" (resumed from the cache at steps {diffusion.start_step} and {flow.start_step}: "
+        "the times count only the steps trained in this run)")
     print(f"Training: diffusion {diffusion.seconds:.0f} s, flow {flow.seconds:.0f} s "
-          f"({sizes['train_steps']} steps each, batch {sizes['batch_size']}, {n_params:,} parameters); "
+          f"({sizes['train_steps']} steps each, batch {sizes['batch_size']}, {n_params:,} parameters){resumed}; "
           f"judge {classifier_seconds:.0f} s ({accuracy:.1%} held-out accuracy). "
           f"{platform.processor() or platform.machine()}, {threads} threads, device {device}.")
     goals = check_goals(rows)
