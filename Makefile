@@ -42,6 +42,9 @@ LAB_STAMP := $(VENV)/.course-lab-$(DEPS_KEY)
 
 # Kernels started by nbval, nbclient and jupyter-book find the venv's tools first.
 export PATH := $(BIN):$(PATH)
+# The chapters' models are small: OpenMP threads that spin while waiting slow them by an order
+# of magnitude wherever the cores are shared (CI, a busy laptop); passive waiting costs nothing.
+export OMP_WAIT_POLICY ?= PASSIVE
 # Widgets render as static figures wherever no widget front end runs (book, tests).
 BUILD_ENV := env -u MPLBACKEND COURSE_STATIC_FIGURES=1
 TEST_ENV := $(BUILD_ENV) COURSE_PROFILE=smoke
