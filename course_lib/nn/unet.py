@@ -156,7 +156,8 @@ class UNet2D(nn.Module):
         for level in reversed(range(len(widths))):
             width = widths[level]
             for _ in range(layers_per_level + 1):
-                c_in = channels + skip_channels.pop() * skip_connections
+                skip = skip_channels.pop()
+                c_in = channels + skip if skip_connections else channels
                 self.up.append(_Stage(block(c_in, width), attention(width) if attention_levels[level] else None))
                 channels = width
             if level > 0:
